@@ -10,7 +10,7 @@ ASSIGNMENT ?=
 SUBMISSIONS ?=
 TIMEOUT ?= 120
 
-.PHONY: book test exercises grade clean bench
+.PHONY: book test exercises grade clean bench browser
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,20 @@ $(STAMP): requirements.txt
 book: $(STAMP)
 	$(PY) -m tools.build_book
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's Chromium; install it when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium is missing: install Debian's chromium package to run the browser tests."; \
+	  fi; }
+
+bench: $(STAMP)
+	$(PY) -m tools.bench
 
 exercises: $(STAMP)
 	$(PY) -m tools.exercises

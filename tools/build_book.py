@@ -23,6 +23,11 @@ def write_config(source: Path, execute: str, folder: Path) -> Path:
     """A copy of the book's _config.yml with the execution mode replaced."""
     config = yaml.safe_load((source / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = execute
+    # Paths of local extensions are relative to the configuration file: keep them
+    # pointing into the book now that the copy lives elsewhere.
+    extensions = config.get("sphinx", {}).get("local_extensions") or {}
+    for name, relative in extensions.items():
+        extensions[name] = str((source / relative).resolve())
     path = folder / "_config.yml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
