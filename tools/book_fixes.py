@@ -1,12 +1,15 @@
-"""A Sphinx extension with one fix the book needs from its toolchain.
+"""A Sphinx extension with the fixes the book needs from its toolchain.
 
-sphinx-thebe 0.3.1 registers its configuration script twice under Sphinx 7.4, so every
-page declares ``const THEBE_JS_URL`` twice and the browser reports a SyntaxError. This
-drops repeated script entries from each page, keeping the first.
+1. sphinx-thebe 0.3.1 registers its configuration script twice under Sphinx 7.4, so
+   every page declared ``const THEBE_JS_URL`` twice and the browser reported a
+   SyntaxError. Repeated script entries are dropped, keeping the first.
+2. docutils renders a bibliography as ``role="list"`` whose children carry
+   ``role="doc-biblioentry"``; a list must contain list items, so screen readers (and
+   axe's ``aria-required-children`` rule) reject it. The entries become list items.
 """
 
 
-def _unique_scripts(app, pagename, templatename, context, doctree):
+def _unique_scripts(context):
     seen = set()
     unique = []
     for script in context.get("script_files", []):
@@ -19,6 +22,17 @@ def _unique_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _accessible_bibliography(context):
+    body = context.get("body")
+    if body and 'role="doc-biblioentry"' in body:
+        context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
+
+
+def _fix_page(app, pagename, templatename, context, doctree):
+    _unique_scripts(context)
+    _accessible_bibliography(context)
+
+
 def setup(app):
-    app.connect("html-page-context", _unique_scripts)
+    app.connect("html-page-context", _fix_page)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
