@@ -39,8 +39,9 @@ bench: $(STAMP)
 exercises: $(STAMP)
 	$(PY) -m tools.exercises
 
+# make grade ASSIGNMENT=01-missing-values SUBMISSIONS=folder [TIMEOUT=120] [MEMORY=2G] [JOBS=2]
 grade: $(STAMP)
-	$(PY) -m tools.grade "$(ASSIGNMENT)" "$(SUBMISSIONS)" --timeout $(TIMEOUT)
+	$(PY) -m tools.grade "$(ASSIGNMENT)" "$(SUBMISSIONS)" --timeout $(TIMEOUT) $(if $(MEMORY),--memory $(MEMORY)) $(if $(JOBS),--jobs $(JOBS))
 
 clean:
 	rm -rf _build
