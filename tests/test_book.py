@@ -21,7 +21,7 @@ def site(tmp_path_factory):
     """The whole book, built once for this module; fails the first test that uses it
     when the build has any warning."""
     output = tmp_path_factory.mktemp("book")
-    code = build(ROOT, output, execute="off")
+    code = build(ROOT, output, execute="off").returncode
     return code, output / "_build" / "html"
 
 
@@ -45,6 +45,7 @@ def small_book(folder: Path, notebook_source: str, page_text: str = "# Page\n") 
     """A two-page book with the course's own configuration."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["bibtex_bibfiles"] = ["references.bib"]
+    config["sphinx"]["local_extensions"] = {"book_fixes": str(ROOT / "tools")}
     (folder / "references.bib").write_text("")
     config["exclude_patterns"] = ["_build"]
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
@@ -59,17 +60,22 @@ def small_book(folder: Path, notebook_source: str, page_text: str = "# Page\n") 
 
 def test_a_small_clean_book_builds(tmp_path):
     book = small_book(tmp_path, "print(1 + 1)")
-    assert build(book, book, execute="force") == 0
+    result = build(book, book, execute="force", capture=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def test_a_failing_cell_fails_the_build(tmp_path):
     book = small_book(tmp_path, "raise ValueError('this cell fails')")
-    assert build(book, book, execute="force") != 0
+    result = build(book, book, execute="force", capture=True)
+    assert result.returncode != 0
+    assert "this cell fails" in result.stdout + result.stderr
 
 
 def test_a_broken_link_fails_the_build(tmp_path):
     book = small_book(tmp_path, "print(1 + 1)", page_text="# Page\n\nSee [the missing chapter](missing.md).\n")
-    assert build(book, book, execute="force") != 0
+    result = build(book, book, execute="force", capture=True)
+    assert result.returncode != 0
+    assert "missing.md" in result.stdout + result.stderr
 
 
 # --- The site in a real browser -------------------------------------------------------

@@ -33,7 +33,9 @@ def write_config(source: Path, execute: str, folder: Path) -> Path:
     return path
 
 
-def build(source: Path, output: Path, execute: str) -> int:
+def build(source: Path, output: Path, execute: str, capture: bool = False) -> subprocess.CompletedProcess:
+    """Build the book in ``source`` into ``output``/_build/html; ``capture`` keeps the log
+    in the result instead of printing it."""
     with tempfile.TemporaryDirectory() as scratch:
         config = write_config(source, execute, Path(scratch))
         command = [
@@ -41,7 +43,7 @@ def build(source: Path, output: Path, execute: str) -> int:
             "--path-output", str(output), "--config", str(config),
             "-W", "-n", "--keep-going",
         ]
-        return subprocess.run(command, cwd=source).returncode
+        return subprocess.run(command, cwd=source, capture_output=capture, text=True)
 
 
 def main() -> int:
@@ -49,7 +51,7 @@ def main() -> int:
     parser.add_argument("--execute", choices=["cache", "force", "off"], default="cache")
     parser.add_argument("--output", type=Path, default=ROOT)
     args = parser.parse_args()
-    code = build(ROOT, args.output, args.execute)
+    code = build(ROOT, args.output, args.execute).returncode
     if code:
         print(f"book build failed (exit {code}); see the warnings above and _build/html/reports", file=sys.stderr)
     return code
