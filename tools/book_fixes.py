@@ -6,6 +6,9 @@
 2. docutils renders a bibliography as ``role="list"`` whose children carry
    ``role="doc-biblioentry"``; a list must contain list items, so screen readers (and
    axe's ``aria-required-children`` rule) reject it. The entries become list items.
+3. An exercise master (``solutions/NN-slug.ipynb``) is also the source of the student
+   notebook, so its heading says "Exercises: ..."; on the solution pages of the book the
+   heading and the browser title say "Solutions: ..." instead.
 """
 
 
@@ -28,9 +31,18 @@ def _accessible_bibliography(context):
         context["body"] = body.replace('role="doc-biblioentry"', 'role="listitem"')
 
 
+def _solutions_heading(pagename, context):
+    if not pagename.startswith("solutions/"):
+        return
+    for key in ("body", "title", "pagetitle"):
+        if context.get(key):
+            context[key] = context[key].replace("Exercises: ", "Solutions: ", 1)
+
+
 def _fix_page(app, pagename, templatename, context, doctree):
     _unique_scripts(context)
     _accessible_bibliography(context)
+    _solutions_heading(pagename, context)
 
 
 def setup(app):
