@@ -27,14 +27,18 @@ def test_there_are_exercise_sets():
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_master_follows_the_format(slug):
-    """Builds with otter assign, >= 4 questions, a judgement question, public and hidden tests."""
+    """Builds with otter assign, >= 4 questions, a judgement question, public and hidden tests,
+    stored executed."""
     assignment = assignment_mod.load(slug)
     assert len(assignment.questions) >= 4
     assert any(v.endswith("_choice") for v in assignment.variables), (
         "an exercise set needs a judgement question (variables qN_choice and qN_reason)")
     master = json.loads(assignment_mod.master_path(slug).read_text(encoding="utf-8"))
-    assert not any(c.get("outputs") for c in master["cells"] if c["cell_type"] == "code"), (
-        "store the master without outputs")
+    unexecuted = [i for i, c in enumerate(master["cells"])
+                  if c["cell_type"] == "code" and c.get("execution_count") is None]
+    assert not unexecuted, (
+        f"cells {unexecuted} have not been run: store the master executed, with its outputs "
+        "(readers see them, and nbval checks them)")
 
 
 @pytest.mark.parametrize("slug", SLUGS)
